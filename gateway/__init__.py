@@ -1,0 +1,1 @@
+"""Switchboard core: call owner, audio, backends, config, app factory. Carrier-agnostic."""

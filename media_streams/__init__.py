@@ -1,0 +1,1 @@
+"""Twilio Media Streams carrier: codec, signatures, webhooks, WebSocket endpoint, REST control."""
