@@ -302,6 +302,7 @@ class Call:
         if not self.ledger.audible:
             return []  # nothing is playing: nothing to interrupt
         interrupted = self.ledger.clear(now)
+        self.media.reset_output()
         cmds: list[Command] = [ClearPlayback()]
         if interrupted is not None:
             self._dead_items.add(interrupted.item_id)

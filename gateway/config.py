@@ -171,7 +171,7 @@ def _keys() -> list[_Key]:
         "verify_signatures": (_parse_bool, "use true, or false only for local development"),
         "interrupt_response": (_parse_bool, "use true or false"),
         "dtmf_to_model": (_parse_bool, "use true or false"),
-        "audio_format": (_choice("pcmu"), "use pcmu (passthrough; the only format so far)"),
+        "audio_format": (_choice("pcmu", "pcm24k"), "use pcmu (passthrough, default) or pcm24k"),
         "turn_detection": (
             _choice("server_vad", "semantic_vad", "none"),
             "use server_vad, semantic_vad or none",

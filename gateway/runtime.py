@@ -20,7 +20,7 @@ from gateway.call import Call, CallOptions
 from gateway.carriers import CarrierLeg
 from gateway.config import Settings
 from gateway.events import CallStarted, Event, HangUpRequested
-from gateway.media_format import MediaAdapter, Passthrough
+from gateway.media_format import MediaAdapter, Passthrough, Pcm24k
 from gateway.session import CallRunner
 from gateway.tools import ToolRegistry
 
@@ -118,6 +118,8 @@ class Gateway:
         )
 
     def media_adapter(self) -> MediaAdapter:
+        if self.settings.audio_format == "pcm24k":
+            return Pcm24k()
         return Passthrough()
 
     def open_call(self, carrier: str) -> tuple[Call, BackendLeg]:

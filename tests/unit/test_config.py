@@ -29,6 +29,7 @@ def test_env_is_parsed_and_typed() -> None:
             "SWITCHBOARD_TURN_DETECTION": "semantic_vad",
             "SWITCHBOARD_VAD_EAGERNESS": "high",
             "SWITCHBOARD_INTERRUPT_RESPONSE": "no",
+            "SWITCHBOARD_AUDIO_FORMAT": "pcm24k",
         }
     )
     assert (s.openai_api_key, s.lead_ms, s.verify_signatures) == ("sk-1", 300, False)
@@ -36,6 +37,7 @@ def test_env_is_parsed_and_typed() -> None:
     assert cfg.turn_detection.type == "semantic_vad"
     assert cfg.turn_detection.eagerness == "high"
     assert cfg.turn_detection.interrupt_response is False
+    assert cfg.input_format == cfg.output_format == "audio/pcm"
 
 
 @pytest.mark.parametrize(
