@@ -19,7 +19,7 @@ from gateway.events import CallerHungUp, CallStarted, CarrierEvent
 from gateway.runtime import Gateway
 from media_streams import codec
 from media_streams.control import TwilioControl
-from media_streams.signature import SIGNATURE_HEADER, expected_url, is_valid
+from media_streams.security import twilio_signature_ok
 
 log = structlog.get_logger("switchboard.twilio")
 
@@ -107,24 +107,6 @@ def _control(gateway: Gateway) -> TwilioControl | None:
     return None
 
 
-def signature_ok(gateway: Gateway, ws: WebSocket) -> bool:
-    s = gateway.settings
-    if not s.verify_signatures:
-        log.warning("twilio_signature_check_disabled", path=ws.url.path)
-        return True
-    url = expected_url(
-        path=ws.scope.get("raw_path", b"").decode("latin-1") or ws.url.path,
-        query="",
-        scheme=ws.url.scheme,
-        host=ws.headers.get("host", ""),
-        headers=ws.headers,
-        public_url=s.public_url,
-        trust_forwarded=s.trust_forwarded,
-        websocket=True,
-    )
-    return is_valid(s.twilio_auth_token or "", url, None, ws.headers.get(SIGNATURE_HEADER))
-
-
 async def _read_start(ws: WebSocket, gateway: Gateway) -> CallStarted | None:
     """Read until Twilio's `start` (after `connected`); None if the socket goes first."""
     async with asyncio.timeout(START_TIMEOUT_S):
@@ -145,9 +127,8 @@ async def media_socket(ws: WebSocket) -> None:
     gateway: Gateway = ws.app.state.gateway
     remote = ws.client.host if ws.client else "?"
     await ws.accept()
-    if not signature_ok(gateway, ws):
-        # No call, no model session: only a security log line (bridge-rules.md, "Signatures").
-        log.warning("twilio_signature_rejected", remote=remote, path=ws.url.path)
+    if not twilio_signature_ok(ws, gateway.settings, None, websocket=True):
+        # No call, no model session: only the security log line (bridge-rules.md, "Signatures").
         await ws.close(WS_POLICY_VIOLATION)
         return
     try:

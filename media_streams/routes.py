@@ -18,7 +18,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from gateway.config import Settings
 from gateway.runtime import Gateway
 from media_streams.endpoint import media_socket
-from media_streams.signature import SIGNATURE_HEADER, expected_url, is_valid
+from media_streams.security import twilio_signature_ok
 
 log = structlog.get_logger("switchboard.twilio")
 
@@ -29,28 +29,11 @@ _FORWARDED_FIELDS = ("CallSid", "From", "To", "Direction", "AccountSid")
 
 
 async def _verified_form(request: Request) -> list[tuple[str, str]] | None:
+    """The webhook's form fields, or None if Twilio's signature does not match them."""
     gateway: Gateway = request.app.state.gateway
     form = await request.form()
     items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    s = gateway.settings
-    if not s.verify_signatures:
-        log.warning("twilio_signature_check_disabled", path=request.url.path)
-        return items
-    url = expected_url(
-        path=request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
-        query=request.url.query,
-        scheme=request.url.scheme,
-        host=request.headers.get("host", ""),
-        headers=request.headers,
-        public_url=s.public_url,
-        trust_forwarded=s.trust_forwarded,
-        websocket=False,
-    )
-    if not is_valid(s.twilio_auth_token or "", url, items, request.headers.get(SIGNATURE_HEADER)):
-        remote = request.client.host if request.client else "?"
-        log.warning("twilio_signature_rejected", remote=remote, path=request.url.path)
-        return None
-    return items
+    return items if twilio_signature_ok(request, gateway.settings, items, websocket=False) else None
 
 
 def media_url(request: Request) -> str:

@@ -7,9 +7,10 @@ through the official openai SDK pointed at the fake with `websocket_base_url`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ import structlog
 
 from gateway.logging import configure_logging
 from media_streams.signature import compute_signature
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, running_gateway, settings_for
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, running_gateway, settings_for
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_caller import FakeTwilioCaller
 from tests.fakes.twilio_rest import FakeTwilioRest
@@ -37,6 +38,18 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def live_call(
+    realtime: FakeRealtimeServer, rest: FakeTwilioRest, **env: str
+) -> AsyncIterator[tuple[RunningGateway, FakeTwilioCaller]]:
+    """A gateway against the fakes with one connected call whose model session is configured.
+    Leaving the block hangs the caller up (Twilio `stop`)."""
+    settings = settings_for(realtime.url, rest.base_url, **env)
+    async with running_gateway(settings) as gw, caller_for(gw.media_url) as caller:
+        await realtime.wait_for("session.update")
+        yield gw, caller
 
 
 async def test_caller_audio_reaches_the_model_byte_exact(
@@ -83,14 +96,8 @@ async def test_model_audio_plays_in_order_without_gaps_within_the_lead(
 async def test_barge_in_clears_and_truncates_at_what_the_caller_heard(
     realtime: FakeRealtimeServer, twilio_rest: FakeTwilioRest, interrupt_response: bool
 ) -> None:
-    settings = settings_for(
-        realtime.url,
-        twilio_rest.base_url,
-        SWITCHBOARD_INTERRUPT_RESPONSE=str(interrupt_response).lower(),
-    )
-    async with running_gateway(settings) as gw, caller_for(gw.media_url) as caller:
-        await realtime.wait_connected()
-        await realtime.wait_for("session.update")
+    env = {"SWITCHBOARD_INTERRUPT_RESPONSE": str(interrupt_response).lower()}
+    async with live_call(realtime, twilio_rest, **env) as (_gw, caller):
         # Real-time pace: the response is still being generated when the caller cuts in.
         _, item_id = await realtime.respond_audio(ulaw_noise(5000, seed=3), chunk_ms=100, pace=1.0)
         await caller.wait_for_audio(700, timeout=5, played=True)
@@ -115,10 +122,7 @@ async def test_barge_in_clears_and_truncates_at_what_the_caller_heard(
 async def test_speech_with_nothing_playing_sends_no_clear(
     realtime: FakeRealtimeServer, twilio_rest: FakeTwilioRest
 ) -> None:
-    settings = settings_for(realtime.url, twilio_rest.base_url)
-    async with running_gateway(settings) as gw, caller_for(gw.media_url) as caller:
-        await realtime.wait_connected()
-        await realtime.wait_for("session.update")
+    async with live_call(realtime, twilio_rest) as (_gw, caller):
         await realtime.speech_started()
         await caller.send_silence(200)
         await asyncio.sleep(0.2)
@@ -253,10 +257,7 @@ async def test_malformed_twilio_frames_do_not_end_the_call(
 async def test_dtmf_reaches_the_model_and_the_event_log(
     realtime: FakeRealtimeServer, twilio_rest: FakeTwilioRest
 ) -> None:
-    settings = settings_for(realtime.url, twilio_rest.base_url)
-    async with running_gateway(settings) as gw, caller_for(gw.media_url) as caller:
-        await realtime.wait_connected()
-        await realtime.wait_for("session.update")
+    async with live_call(realtime, twilio_rest) as (gw, caller):
         await caller.send_dtmf("7")
         item = await realtime.wait_for("conversation.item.create")
         assert item["item"]["role"] == "user"
@@ -270,10 +271,7 @@ async def test_dtmf_reaches_the_model_and_the_event_log(
 async def test_end_call_hangs_up_after_the_goodbye_was_heard(
     realtime: FakeRealtimeServer, twilio_rest: FakeTwilioRest
 ) -> None:
-    settings = settings_for(realtime.url, twilio_rest.base_url)
-    async with running_gateway(settings) as gw, caller_for(gw.media_url) as caller:
-        await realtime.wait_connected()
-        await realtime.wait_for("session.update")
+    async with live_call(realtime, twilio_rest) as (gw, caller):
         response_id, _ = await realtime.respond_audio(ulaw_noise(800, seed=6), transcript="Goodbye!")
         await realtime.wait_response(response_id)
         await realtime.function_call("end_call", {})
