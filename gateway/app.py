@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
-from openai import AsyncOpenAI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway.backends.base import BackendLeg, SessionConfig
-from gateway.backends.realtime import RealtimeBackend
+from gateway.backends.factory import backend_name, build_backend_factory
 from gateway.carriers import CarrierPlugin
 from gateway.config import ConfigError, Settings
 from gateway.runtime import Gateway
@@ -63,41 +62,33 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        client: AsyncOpenAI | None = None
-        factory = backend_factory
-        if factory is None:
-            client = AsyncOpenAI(
-                api_key=settings.openai_api_key or "missing",
-                websocket_base_url=settings.realtime_url,
-                max_retries=0,
+        async with contextlib.AsyncExitStack() as stack:
+            factory = backend_factory or await build_backend_factory(settings, stack)
+            gateway = Gateway(settings, factory)
+            app.state.gateway = gateway
+            # Carriers with their own listeners (SIP) start here and stop after the calls.
+            for plugin in plugins:
+                plugin_lifespan = getattr(plugin, "lifespan", None)
+                if plugin_lifespan is not None:
+                    await stack.enter_async_context(plugin_lifespan(gateway))
+            log.info(
+                "gateway_started",
+                carriers=[p.name for p in plugins],
+                backend=backend_name(settings) if backend_factory is None else "custom",
+                audio_format=settings.audio_format,
+                verify_signatures=settings.verify_signatures,
             )
-            openai_client = client
-
-            def factory(config: SessionConfig) -> BackendLeg:
-                return RealtimeBackend(openai_client, config)
-
-        gateway = Gateway(settings, factory)
-        app.state.gateway = gateway
-        log.info(
-            "gateway_started",
-            carriers=[p.name for p in plugins],
-            realtime_url=settings.realtime_url,
-            audio_format=settings.audio_format,
-            verify_signatures=settings.verify_signatures,
-        )
-        if not settings.verify_signatures:
-            log.warning("twilio_signature_check_disabled_for_all_requests")
-        try:
-            yield {}
-        finally:
-            for call_id in list(gateway.registry.live):
-                gateway.hang_up(call_id, "shutdown")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SHUTDOWN_GRACE_S):
-                    await gateway.registry.idle.wait()
-            if client is not None:
-                await client.close()
-            log.info("gateway_stopped")
+            if not settings.verify_signatures:
+                log.warning("twilio_signature_check_disabled_for_all_requests")
+            try:
+                yield {}
+            finally:
+                for call_id in list(gateway.registry.live):
+                    gateway.hang_up(call_id, "shutdown")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                        await gateway.registry.idle.wait()
+                log.info("gateway_stopped")
 
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
     for plugin in plugins:

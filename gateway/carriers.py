@@ -44,3 +44,8 @@ class CarrierPlugin(Protocol):
     def routes(self) -> Sequence[BaseRoute]:
         """Routes to mount; handlers find the `Gateway` at `request.app.state.gateway`."""
         ...
+
+
+# A plugin may also offer `lifespan(gateway) -> AbstractAsyncContextManager[None]` (its own
+# listeners, e.g. SIP over UDP/TCP; started after the gateway, stopped after its calls) and
+# `demo(settings, *, wav, seconds) -> int` (the `switchboard demo` caller for its protocol).

@@ -96,6 +96,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     # Model.
+    backend: str = "auto"
     realtime_url: str = DEFAULT_REALTIME_URL
     model: str = "gpt-realtime"
     instructions: str = (
@@ -171,6 +172,10 @@ def _keys() -> list[_Key]:
         "verify_signatures": (_parse_bool, "use true, or false only for local development"),
         "interrupt_response": (_parse_bool, "use true or false"),
         "dtmf_to_model": (_parse_bool, "use true or false"),
+        "backend": (
+            _choice("auto", "realtime", "pipeline", "offline"),
+            "use auto (realtime with OPENAI_API_KEY, else offline), realtime, pipeline or offline",
+        ),
         "audio_format": (_choice("pcmu", "pcm24k"), "use pcmu (passthrough, default) or pcm24k"),
         "turn_detection": (
             _choice("server_vad", "semantic_vad", "none"),
