@@ -19,11 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from gateway.api import api_routes, approval_webhook
 from gateway.backends.base import BackendLeg, SessionConfig
 from gateway.backends.factory import backend_name, build_backend_factory
 from gateway.carriers import CarrierPlugin
 from gateway.config import ConfigError, Settings
 from gateway.runtime import Gateway
+from gateway.store import CallStore, MemoryCallStore, SQLiteCallStore
 
 log = structlog.get_logger("switchboard")
 
@@ -64,7 +66,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as stack:
             factory = backend_factory or await build_backend_factory(settings, stack)
-            gateway = Gateway(settings, factory)
+            store: CallStore = (
+                SQLiteCallStore(settings.store_path) if settings.store_path else MemoryCallStore()
+            )
+            stack.push_async_callback(store.close)
+            gateway = Gateway(settings, factory, store=store)
+            if settings.approval_webhook_url:
+                gateway.on_approval = approval_webhook(settings.approval_webhook_url)
             app.state.gateway = gateway
             # Carriers with their own listeners (SIP) start here and stop after the calls.
             for plugin in plugins:
@@ -78,8 +86,16 @@ def create_app(
                 audio_format=settings.audio_format,
                 verify_signatures=settings.verify_signatures,
             )
+            if backend_factory is None and backend_name(settings) == "offline":
+                # Say it plainly: callers get the local demo brain, not a model (offline-backend.md).
+                why = "OPENAI_API_KEY is not set"
+                if settings.backend == "offline":
+                    why = "SWITCHBOARD_BACKEND=offline"
+                log.warning("offline_backend_in_use", reason=why, hint="set OPENAI_API_KEY to use OpenAI")
             if not settings.verify_signatures:
                 log.warning("twilio_signature_check_disabled_for_all_requests")
+            if not settings.api_token:
+                log.warning("api_loopback_only", reason="SWITCHBOARD_API_TOKEN is not set")
             try:
                 yield {}
             finally:
@@ -90,7 +106,7 @@ def create_app(
                         await gateway.registry.idle.wait()
                 log.info("gateway_stopped")
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), *api_routes()]
     for plugin in plugins:
         routes.extend(plugin.routes())
     return Starlette(routes=routes, lifespan=lifespan)

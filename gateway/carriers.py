@@ -35,6 +35,12 @@ class CarrierLeg(Protocol):
         """Close the media leg; idempotent."""
         ...
 
+    async def transfer(self, target: str, mode: str, summary: str) -> tuple[bool, str]:
+        """Transfer the caller to `target` (E.164 number or sip:/tel: URI). `cold` hands the call
+        over at once; `warm` first reaches the human and plays them `summary`. Returns (ok,
+        detail); on failure the call goes on with the bot."""
+        ...
+
 
 class CarrierPlugin(Protocol):
     """What a carrier package offers the app factory."""

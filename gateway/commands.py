@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.backends.base import ToolSpec
+
 # --------------------------------------------------------------------------- to the carrier
 
 
@@ -37,7 +39,15 @@ class HangUp:
     reason: str
 
 
-CarrierCommand = PlayAudio | SendMark | ClearPlayback | HangUp
+@dataclass(frozen=True, slots=True)
+class SendDtmf:
+    """Send keypad digits out of band (RFC 4733 on SIP). Carriers without it never get this:
+    the call owner plays in-band tones instead."""
+
+    digits: str
+
+
+CarrierCommand = PlayAudio | SendMark | ClearPlayback | HangUp | SendDtmf
 
 # --------------------------------------------------------------------------- to the model
 
@@ -87,7 +97,18 @@ class SendToolOutput:
     output: str
 
 
-ModelCommand = SendAudio | TruncateItem | CancelResponse | CreateResponse | AddUserText | SendToolOutput
+@dataclass(frozen=True, slots=True)
+class UpdateSession:
+    """`session.update` with a new agent's instructions and tools (handoff). The voice stays:
+    it cannot change once the model has spoken (protocols.md §3)."""
+
+    instructions: str
+    tools: tuple[ToolSpec, ...]
+
+
+ModelCommand = (
+    SendAudio | TruncateItem | CancelResponse | CreateResponse | AddUserText | SendToolOutput | UpdateSession
+)
 
 # --------------------------------------------------------------------------- local
 
@@ -108,6 +129,27 @@ class EndCall:
     reason: str
 
 
-LocalCommand = RunTool | EndCall
+@dataclass(frozen=True, slots=True)
+class TransferCall:
+    """Transfer the caller (cold, or warm with a spoken summary for the human). Runs as a task;
+    the outcome comes back as `TransferFinished` with the same `call_id` (the tool call's id)."""
+
+    call_id: str
+    target: str
+    mode: str = "cold"
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestApproval:
+    """Tell the outside world a tool call waits for approval (webhook); decisions come back as
+    `ApprovalDecision` events."""
+
+    tool_call_id: str
+    name: str
+    arguments: str
+
+
+LocalCommand = RunTool | EndCall | TransferCall | RequestApproval
 
 Command = CarrierCommand | ModelCommand | LocalCommand

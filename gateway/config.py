@@ -59,6 +59,10 @@ def _parse_opt_str(raw: str) -> str | None:
     return raw if raw.strip() else None
 
 
+def _parse_opt_float(raw: str) -> float | None:
+    return float(raw) if raw.strip() else None
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -67,6 +71,16 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _ranged(parse: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    def parse_in_range(raw: str) -> Any:
+        value = parse(raw)
+        if not low <= value <= high:
+            raise ValueError(f"expected {low:g} to {high:g}")
+        return value
+
+    return parse_in_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +135,53 @@ class Settings:
     chunk_ms: int = 20
     dtmf_to_model: bool = True
     hangup_grace_s: float = 10.0
+    # Pipeline. The `pipeline` backend (STT → agent → TTS over OpenAI's HTTP APIs) and the
+    # `offline` one (local engines) share the VAD settings; vad_silence_duration_ms and
+    # vad_prefix_padding_ms above apply to them too.
+    stt_model: str = "gpt-4o-mini-transcribe"
+    agent_model: str = "gpt-4.1-mini"
+    tts_model: str = "gpt-4o-mini-tts"
+    tts_voice: str = "marin"
+    tts_speed: float = 1.0
+    vad_min_speech_ms: int = 200
+    vad_aggressiveness: int = 2
+    # Call-state manager: agents, guards, records, REST API.
+    agents: str | None = None
+    transfer_number: str | None = None
+    max_duration_s: float = 3600.0
+    idle_timeout_s: float = 30.0
+    max_cost_usd: float | None = None
+    approval_timeout_s: float = 60.0
+    approval_webhook_url: str | None = None
+    dtmf_inter_digit_s: float = 5.0
+    api_token: str | None = None
+    store_path: str | None = "switchboard.db"
+    recording_dir: str | None = None
+    price_file: str | None = None
     # Carriers.
     carriers: str = "media_streams"
     twilio_api_base: str = "https://api.twilio.com"
+    # OpenAI SIP.
+    openai_api_base: str = "https://api.openai.com/v1"
+    # SIP.
+    sip_enabled: bool = False
+    sip_host: str = "127.0.0.1"
+    sip_udp_port: int = 5060
+    sip_tcp_port: int = 5060
+    sip_advertised_host: str | None = None
+    sip_rtp_port_min: int = 10000
+    sip_rtp_port_max: int = 20000
+    sip_answer_delay_ms: int = 0
+    sip_allowed_sources: str = ""
+    sip_username: str | None = None
+    sip_password: str | None = None
+    sip_trunk_host: str | None = None
+    sip_trunk_port: int = 5060
+    sip_trunk_username: str | None = None
+    sip_trunk_password: str | None = None
+    sip_caller_id: str | None = None
+    sip_accept_users: str = "*"
+    sip_trunk_register: bool = False
 
     def session_config(self, *, tools: tuple[Any, ...] = ()) -> SessionConfig:
         """The Realtime session this configuration asks for."""
@@ -172,6 +230,10 @@ def _keys() -> list[_Key]:
         "verify_signatures": (_parse_bool, "use true, or false only for local development"),
         "interrupt_response": (_parse_bool, "use true or false"),
         "dtmf_to_model": (_parse_bool, "use true or false"),
+        # Pipeline.
+        "tts_speed": (_ranged(_parse_float, 0.25, 4.0), "use a number between 0.25 and 4.0, e.g. 1.0"),
+        "vad_min_speech_ms": (_ranged(_parse_int, 0, 2000), "use milliseconds, e.g. 200"),
+        "vad_aggressiveness": (_ranged(_parse_int, 0, 3), "use a WebRTC VAD mode from 0 to 3, e.g. 2"),
         "backend": (
             _choice("auto", "realtime", "pipeline", "offline"),
             "use auto (realtime with OPENAI_API_KEY, else offline), realtime, pipeline or offline",
@@ -183,11 +245,47 @@ def _keys() -> list[_Key]:
         ),
         "vad_eagerness": (_choice("low", "medium", "high", "auto"), "use low, medium, high or auto"),
         "noise_reduction": (_choice("near_field", "far_field", "none"), "use near_field, far_field or none"),
+        "agents": (_parse_opt_str, "use module.path:attribute naming an AgentSet, e.g. myapp.agents:agents"),
+        "transfer_number": (
+            _parse_opt_str,
+            "use an E.164 number or sip: URI for transfers, e.g. +14155550123",
+        ),
+        "max_duration_s": (_parse_float, "use seconds, e.g. 3600"),
+        "idle_timeout_s": (_parse_float, "use seconds of caller silence, e.g. 30 (0 turns it off)"),
+        "max_cost_usd": (_parse_opt_float, "use dollars per call, e.g. 2.50, or leave empty for no cap"),
+        "approval_timeout_s": (_parse_float, "use seconds, e.g. 60"),
+        "approval_webhook_url": (_parse_opt_str, "use an https URL that receives approval requests"),
+        "dtmf_inter_digit_s": (_parse_float, "use seconds between key presses, e.g. 5"),
+        "api_token": (_parse_opt_str, "use a long random string; clients send Authorization: Bearer <token>"),
+        "store_path": (_parse_opt_str, "use a file path for the SQLite call store, or empty for memory only"),
+        "recording_dir": (_parse_opt_str, "use a directory for stereo WAV recordings, or empty for none"),
+        "price_file": (_parse_opt_str, "use a TOML file overriding gateway/prices.toml"),
         "log_level": (_choice("debug", "info", "warning", "error"), "use debug, info, warning or error"),
         "log_format": (_choice("json", "console"), "use json or console"),
         "public_url": (_parse_opt_str, "use the https base URL Twilio reaches, e.g. https://gw.example.com"),
         "transcription_model": (_parse_opt_str, "use e.g. gpt-4o-mini-transcribe, or empty to turn off"),
         "transcription_language": (_parse_opt_str, "use an ISO-639-1 code such as en, or leave empty"),
+        # OpenAI SIP.
+        "openai_api_base": (_parse_str, "use the OpenAI REST base URL, e.g. https://api.openai.com/v1"),
+        # SIP.
+        "sip_enabled": (_parse_bool, "use true or false (and add sip to SWITCHBOARD_CARRIERS)"),
+        "sip_host": (_parse_str, "use the address to listen on, e.g. 0.0.0.0 or 127.0.0.1"),
+        "sip_udp_port": (_parse_int, "use a UDP port such as 5060"),
+        "sip_tcp_port": (_parse_int, "use a TCP port such as 5060, or 0 to turn SIP over TCP off"),
+        "sip_advertised_host": (_parse_opt_str, "use the IP address trunks reach, e.g. 203.0.113.7"),
+        "sip_rtp_port_min": (_parse_int, "use a UDP port such as 10000"),
+        "sip_rtp_port_max": (_parse_int, "use a UDP port such as 20000"),
+        "sip_answer_delay_ms": (_parse_int, "use milliseconds of ringing before the answer, e.g. 0"),
+        "sip_allowed_sources": (_parse_str, "use a comma-separated list of IPs/CIDRs, e.g. 203.0.113.0/24"),
+        "sip_username": (_parse_opt_str, "use the user name trunks authenticate with, or leave empty"),
+        "sip_password": (_parse_opt_str, "use the password trunks authenticate with, or leave empty"),
+        "sip_trunk_host": (_parse_opt_str, "use the trunk's host name or IP, e.g. example.pstn.twilio.com"),
+        "sip_trunk_port": (_parse_int, "use the trunk's SIP port, e.g. 5060"),
+        "sip_trunk_username": (_parse_opt_str, "use the trunk credential's user name, or leave empty"),
+        "sip_trunk_password": (_parse_opt_str, "use the trunk credential's password, or leave empty"),
+        "sip_caller_id": (_parse_opt_str, "use the number to call from, e.g. +15551230000"),
+        "sip_accept_users": (_parse_str, 'use "*" or a comma-separated list of Request-URI users'),
+        "sip_trunk_register": (_parse_bool, "use true or false"),
     }
     keys: list[_Key] = []
     for f in fields(Settings):
@@ -213,6 +311,15 @@ def _validate(s: Settings) -> None:
         )
     if not 0.0 <= s.vad_threshold <= 1.0:
         raise ConfigError(f"{ENV_PREFIX}VAD_THRESHOLD", f"{s.vad_threshold} is outside 0..1", "use e.g. 0.5")
+    for key, value in (
+        ("MAX_DURATION_S", s.max_duration_s),
+        ("APPROVAL_TIMEOUT_S", s.approval_timeout_s),
+        ("DTMF_INTER_DIGIT_S", s.dtmf_inter_digit_s),
+    ):
+        if value <= 0:
+            raise ConfigError(ENV_PREFIX + key, f"{value} is not positive", "use a number of seconds above 0")
+    if s.idle_timeout_s < 0:
+        raise ConfigError(f"{ENV_PREFIX}IDLE_TIMEOUT_S", "is negative", "use seconds, or 0 to turn it off")
     if s.max_calls < 1:
         raise ConfigError(f"{ENV_PREFIX}MAX_CALLS", "must be at least 1", "use e.g. 100")
     for key, url, schemes in (
@@ -304,9 +411,10 @@ def require_for_serving(s: Settings) -> None:
             "set it to your Twilio auth token "
             "(or SWITCHBOARD_VERIFY_SIGNATURES=false, for local development only)",
         )
-    if not s.openai_api_key:
+    # `auto` without a key resolves to the offline backend, which needs none.
+    if s.backend in ("realtime", "pipeline") and not s.openai_api_key:
         raise ConfigError(
             "OPENAI_API_KEY",
-            "is not set; the Realtime backend needs it",
-            "export OPENAI_API_KEY=sk-… (an offline backend that needs no key comes in a later release)",
+            f"is not set; the {s.backend} backend needs it",
+            "export OPENAI_API_KEY=sk-…, or SWITCHBOARD_BACKEND=auto (offline without a key)",
         )

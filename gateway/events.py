@@ -192,6 +192,14 @@ class ModelClosed:
     code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TurnLatency:
+    """A backend's per-turn latency breakdown (pipeline backends), for the call's event log."""
+
+    response_id: str
+    stages_ms: dict[str, float]
+
+
 ModelEvent = (
     ModelReady
     | SessionUpdated
@@ -206,6 +214,7 @@ ModelEvent = (
     | ItemTruncated
     | ModelError
     | ModelClosed
+    | TurnLatency
 )
 
 # --------------------------------------------------------------------------- local
@@ -233,6 +242,47 @@ class HangUpRequested:
     reason: str = "operator"
 
 
-LocalEvent = Tick | ToolFinished | HangUpRequested
+@dataclass(frozen=True, slots=True)
+class TransferFinished:
+    """The carrier finished a transfer the call asked for (`TransferCall`)."""
+
+    call_id: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """An operator approved or rejected a tool call that needs approval (REST)."""
+
+    tool_call_id: str
+    approve: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """An operator asks to transfer the call (REST `/transfer`)."""
+
+    to: str
+    mode: str = "cold"
+
+
+@dataclass(frozen=True, slots=True)
+class SayRequested:
+    """An operator asks the bot to say something (REST `/say`)."""
+
+    text: str
+
+
+LocalEvent = (
+    Tick
+    | ToolFinished
+    | HangUpRequested
+    | TransferFinished
+    | ApprovalDecision
+    | TransferRequested
+    | SayRequested
+)
 
 Event = CarrierEvent | ModelEvent | LocalEvent

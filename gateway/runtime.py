@@ -7,26 +7,35 @@ themselves, so every carrier gets the same call owner, tools and records.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import structlog
 
+from gateway.agents import AgentSet, load_agents
 from gateway.backends.base import BackendLeg, SessionConfig
 from gateway.call import Call, CallOptions
 from gateway.carriers import CarrierLeg
+from gateway.commands import RequestApproval
 from gateway.config import Settings
-from gateway.events import CallStarted, Event, HangUpRequested
+from gateway.cost import CostAggregator, CostLedger, PriceTable
+from gateway.events import CallStarted, Event, HangUpRequested, Usage
 from gateway.media_format import MediaAdapter, Passthrough, Pcm24k
+from gateway.recording import StereoRecorder
 from gateway.session import CallRunner
+from gateway.store import CallStore
 from gateway.tools import ToolRegistry
 
 log = structlog.get_logger("switchboard")
 
 BackendFactory = Callable[[SessionConfig], BackendLeg]
+ApprovalHook = Callable[[Call, RequestApproval], Awaitable[None]]
 
 
 @dataclass
@@ -89,16 +98,56 @@ class Gateway:
         backend_factory: BackendFactory,
         *,
         tools: ToolRegistry | None = None,
+        agents: AgentSet | None = None,
+        store: CallStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.backend_factory = backend_factory
-        self.tools = tools or ToolRegistry()
+        self.agents = agents or load_agents(settings)
+        self.tools = tools or self.agents.registry(self.agents.agents[self.agents.default])
         self.registry = CallRegistry(max_calls=settings.max_calls)
         self.clock = clock
         self.malformed_messages = 0  # carriers count dropped peer messages here
+        # Told about every tool call that waits for approval (the API wires a webhook here).
+        self.on_approval: ApprovalHook | None = None
+        self.store: CallStore | None = store
+        self.prices = PriceTable.load(settings.price_file)
+        self.costs = CostAggregator()
+        self._ledgers: dict[str, CostLedger] = {}
         # Carrier status callbacks by carrier call id (bounded: the newest 1000 calls).
         self.carrier_status: dict[str, list[dict[str, str]]] = {}
+
+    def _bill_carrier(self, call: Call) -> None:
+        ledger = self._ledgers.get(call.call_id)
+        if ledger is None or call.record.answered_at is None:
+            return
+        outbound = call.record.parameters.get("Direction", "").startswith("outbound")
+        direction: Literal["inbound", "outbound"] = "outbound" if outbound else "inbound"
+        end = call.record.ended_at if call.record.ended_at is not None else self.clock()
+        items = ledger.add_carrier(call.record.carrier, direction, max(0.0, end - call.record.answered_at))
+        self.costs.add(call.call_id, call.record.agent or None, call.record.parameters.get("campaign"), items)
+
+    def cost_view(self, call: Call) -> dict[str, Any] | None:
+        """The call's running cost in the api-rules.md shape (model usage + carrier minutes)."""
+        ledger = self._ledgers.get(call.call_id)
+        if ledger is None:
+            return None
+        self._bill_carrier(call)
+        return ledger.as_dict()
+
+    def _attach_ledger(self, call: Call) -> None:
+        ledger = CostLedger(self.prices)
+        self._ledgers[call.call_id] = ledger
+
+        def on_usage(model: str, usage: Usage) -> float:
+            items = ledger.add_usage(model, usage)
+            self.costs.add(
+                call.call_id, call.record.agent or None, call.record.parameters.get("campaign"), items
+            )
+            return float(ledger.total)
+
+        call.on_usage = on_usage
 
     def record_carrier_status(self, carrier_call_id: str, status: str, fields: dict[str, str]) -> None:
         entries = self.carrier_status.setdefault(carrier_call_id, [])
@@ -115,6 +164,11 @@ class Gateway:
             greeting=s.greeting,
             dtmf_to_model=s.dtmf_to_model,
             hangup_grace_s=s.hangup_grace_s,
+            max_duration_s=s.max_duration_s,
+            idle_timeout_s=s.idle_timeout_s,
+            max_cost_usd=s.max_cost_usd,
+            approval_timeout_s=s.approval_timeout_s,
+            dtmf_inter_digit_s=s.dtmf_inter_digit_s,
         )
 
     def media_adapter(self) -> MediaAdapter:
@@ -122,17 +176,38 @@ class Gateway:
             return Pcm24k()
         return Passthrough()
 
-    def open_call(self, carrier: str) -> tuple[Call, BackendLeg]:
-        """Create the call owner and its (not yet connected) backend leg."""
-        backend = self.backend_factory(self.settings.session_config(tools=self.tools.specs()))
+    def prepare_call(
+        self, carrier: str, parameters: Mapping[str, str] | None = None, *, native_dtmf: bool = False
+    ) -> tuple[Call, SessionConfig]:
+        """Route the call to its agent and build its owner; the session it needs comes back too
+        (carriers whose model session is opened elsewhere, like OpenAI SIP, use it directly)."""
+        params = dict(parameters or {})
+        agent = self.agents.route(params)
+        variables = {k.lower(): v for k, v in params.items()}
+        session, tools = self.agents.session_config(agent, self.settings.session_config(), variables)
+        options = dataclasses.replace(self.call_options(), native_dtmf=native_dtmf)
         call = Call(
             new_call_id(),
             now=self.clock(),
             carrier=carrier,
-            capabilities=backend.capabilities,
-            options=self.call_options(),
+            options=options,
             media=self.media_adapter(),
+            tools=tools,
+            agents=self.agents,
+            agent=agent,
+            session=session,
+            variables=variables,
         )
+        self._attach_ledger(call)
+        return call, session
+
+    def open_call(
+        self, carrier: str, parameters: Mapping[str, str] | None = None, *, native_dtmf: bool = False
+    ) -> tuple[Call, BackendLeg]:
+        """Create the call owner for its routed agent and its (not yet connected) backend leg."""
+        call, session = self.prepare_call(carrier, parameters, native_dtmf=native_dtmf)
+        backend = self.backend_factory(session)
+        call.caps = backend.capabilities
         return call, backend
 
     async def run_call(
@@ -140,7 +215,12 @@ class Gateway:
     ) -> None:
         """Run the call to its end; registers it while live. Never raises for call-level failures."""
         entry = self.registry.add(call)
-        runner = CallRunner(call, carrier, backend, self.tools, clock=self.clock)
+        recorder = None
+        if self.settings.recording_dir:
+            recorder = StereoRecorder(Path(self.settings.recording_dir) / f"{call.call_id}.wav")
+        runner = CallRunner(
+            call, carrier, backend, clock=self.clock, on_approval=self.on_approval, recorder=recorder
+        )
         entry.runner = runner
         ids = {"call_id": call.call_id}
         for event in first_events:
@@ -151,12 +231,33 @@ class Gateway:
                 log.info("call_start", carrier=call.record.carrier)
                 await runner.run(first_events)
                 log.info("call_end", reason=call.record.end_reason, state=call.state.value)
+                await self._save(call)
         finally:
+            if recorder is not None:
+                recorder.close()
+            self._ledgers.pop(call.call_id, None)
+            self.costs.end_call(call.call_id)
             self.registry.finish(call)
 
-    def hang_up(self, call_id: str, reason: str = "operator") -> bool:
+    async def _save(self, call: Call) -> None:
+        """Keep the finished call's record (api-rules.md shape) in the store."""
+        if self.store is None:
+            return
+        from gateway.api import call_view  # the one place that shapes a record
+
+        try:
+            await self.store.save(call_view(self, call))
+        except Exception:
+            # Losing a record must not lose the call's clean end; say so loudly instead.
+            log.exception("record_save_failed")
+
+    def post(self, call_id: str, event: Event) -> bool:
+        """Deliver an operator event (hang-up, transfer, say, approval) to a live call."""
         entry = self.registry.live.get(call_id)
         if entry is None or entry.runner is None:
             return False
-        entry.runner.post(HangUpRequested(reason))
+        entry.runner.post(event)
         return True
+
+    def hang_up(self, call_id: str, reason: str = "operator") -> bool:
+        return self.post(call_id, HangUpRequested(reason))

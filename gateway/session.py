@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -29,19 +29,32 @@ from gateway.commands import (
     EndCall,
     HangUp,
     PlayAudio,
+    RequestApproval,
     RunTool,
     SendAudio,
+    SendDtmf,
     SendMark,
     SendToolOutput,
+    TransferCall,
     TruncateItem,
+    UpdateSession,
 )
-from gateway.events import CallerHungUp, Event, ModelClosed, Tick, ToolFinished
-from gateway.tools import ToolRegistry
+from gateway.events import CallerAudio, CallerHungUp, Event, ModelClosed, Tick, ToolFinished, TransferFinished
+from gateway.recording import StereoRecorder
 
 log = structlog.get_logger("switchboard.call")
 
-_CARRIER_COMMANDS = (PlayAudio, SendMark, ClearPlayback, HangUp)
-_MODEL_COMMANDS = (SendAudio, TruncateItem, CancelResponse, CreateResponse, AddUserText, SendToolOutput)
+_CARRIER_COMMANDS = (PlayAudio, SendMark, ClearPlayback, HangUp, SendDtmf)
+_MODEL_COMMANDS = (
+    SendAudio,
+    TruncateItem,
+    CancelResponse,
+    CreateResponse,
+    AddUserText,
+    SendToolOutput,
+    UpdateSession,
+)
+ApprovalHook = Callable[[Call, RequestApproval], Awaitable[None]]
 
 
 class CallRunner:
@@ -55,15 +68,18 @@ class CallRunner:
         call: Call,
         carrier: CarrierLeg,
         backend: BackendLeg,
-        tools: ToolRegistry,
         *,
         clock: Callable[[], float] = time.monotonic,
         tick_s: float = 0.05,
+        on_approval: ApprovalHook | None = None,
+        recorder: StereoRecorder | None = None,
     ) -> None:
         self.call = call
         self.carrier = carrier
         self.backend = backend
-        self.tools = tools
+        self.on_approval = on_approval
+        self.recorder = recorder
+        self._bot_cursor_ms = 0
         self.clock = clock
         self.tick_s = tick_s
         self._inbox: asyncio.Queue[Event] = asyncio.Queue(self.INBOX_SIZE)
@@ -120,6 +136,8 @@ class CallRunner:
     async def _loop(self) -> None:
         while True:
             event = await self._inbox.get()
+            if self.recorder is not None and isinstance(event, CallerAudio):
+                self.recorder.add_caller(event.payload, self._call_ms())
             try:
                 commands = self.call.handle(event, self.clock())
             except Exception:
@@ -133,18 +151,51 @@ class CallRunner:
                     return
                 await self._execute(command)
 
+    def _call_ms(self) -> int:
+        return int((self.clock() - self.call.record.started_at) * 1000)
+
+    def _record(self, command: Command) -> None:
+        """Bot audio lands in the recording where it will play (after what is already queued);
+        a clear cuts it where the caller stopped hearing."""
+        assert self.recorder is not None
+        now_ms = self._call_ms()
+        if isinstance(command, PlayAudio):
+            at = max(now_ms, self._bot_cursor_ms)
+            self.recorder.add_bot(command.payload, at)
+            self._bot_cursor_ms = at + len(command.payload) // 8
+        elif isinstance(command, ClearPlayback):
+            self.recorder.truncate_bot_after(now_ms)
+            self._bot_cursor_ms = now_ms
+
     async def _execute(self, command: Command) -> None:
+        if self.recorder is not None:
+            self._record(command)
         if isinstance(command, _CARRIER_COMMANDS):
             await self.carrier.send(command)
         elif isinstance(command, _MODEL_COMMANDS):
             await self.backend.send(command)
-        elif isinstance(command, RunTool):
+        elif isinstance(command, RunTool | TransferCall | RequestApproval):
+            # Slow work runs beside the audio; its result comes back as an event.
             assert self._tg is not None
-            self._extra.append(self._tg.create_task(self._run_tool(command)))
+            self._extra.append(self._tg.create_task(self._background(command)))
 
-    async def _run_tool(self, command: RunTool) -> None:
-        ok, output = await self.tools.run(command.name, command.arguments)
-        await self._inbox.put(ToolFinished(command.call_id, command.name, output, ok))
+    async def _background(self, command: RunTool | TransferCall | RequestApproval) -> None:
+        if isinstance(command, RunTool):
+            # The call's current registry: a handoff may have changed it since the call began.
+            ok, output = await self.call.tools.run(command.name, command.arguments)
+            await self._inbox.put(ToolFinished(command.call_id, command.name, output, ok))
+        elif isinstance(command, TransferCall):
+            try:
+                ok, detail = await self.carrier.transfer(command.target, command.mode, command.summary)
+            except Exception:
+                log.exception("transfer_failed")
+                ok, detail = False, "internal error"
+            await self._inbox.put(TransferFinished(command.call_id, ok, detail))
+        elif self.on_approval is not None:
+            try:
+                await self.on_approval(self.call, command)
+            except Exception:
+                log.warning("approval_notify_failed", exc_info=True)
 
     async def _close_legs(self) -> None:
         for leg in (self.backend, self.carrier):

@@ -53,3 +53,42 @@ class TwilioControl:
     async def hang_up(self, call_sid: str) -> ControlError | None:
         # `completed` ends an in-progress call; `canceled` is only for queued/ringing ones.
         return await self.update_call(call_sid, {"Status": "completed"}, "hangup")
+
+    async def redirect(self, call_sid: str, twiml: str) -> ControlError | None:
+        """Replace the call's TwiML (protocols.md §1.6 "Transfer"); the media stream then ends."""
+        return await self.update_call(call_sid, {"Twiml": twiml}, "redirect")
+
+    async def create_call(
+        self, to: str, from_: str, twiml: str, *, timeout_s: int = 20
+    ) -> str | ControlError:
+        """Place an outbound call running `twiml`; returns its CallSid."""
+        url = f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}/Calls.json"
+        form = {"To": to, "From": from_, "Twiml": twiml, "Timeout": str(timeout_s)}
+        try:
+            async with httpx.AsyncClient(timeout=self.TIMEOUT_S, auth=self._auth) as client:
+                resp = await client.post(url, data=form)
+        except httpx.HTTPError as exc:
+            return ControlError("create_call", None, remote=False, detail=type(exc).__name__)
+        if resp.status_code >= 300:
+            return ControlError("create_call", resp.status_code, remote=True, detail=resp.text[:200])
+        try:
+            sid = resp.json()["sid"]
+        except (ValueError, KeyError, TypeError):
+            return ControlError("create_call", resp.status_code, remote=True, detail="no sid in the answer")
+        return str(sid)
+
+    async def call_status(self, call_sid: str) -> str | ControlError:
+        """`queued ringing in-progress completed busy failed no-answer canceled` (§1.6)."""
+        try:
+            async with httpx.AsyncClient(timeout=self.TIMEOUT_S, auth=self._auth) as client:
+                resp = await client.get(self._call_url(call_sid))
+        except httpx.HTTPError as exc:
+            return ControlError("call_status", None, remote=False, detail=type(exc).__name__)
+        if resp.status_code >= 300:
+            return ControlError("call_status", resp.status_code, remote=True, detail=resp.text[:200])
+        try:
+            return str(resp.json()["status"])
+        except (ValueError, KeyError, TypeError):
+            return ControlError(
+                "call_status", resp.status_code, remote=True, detail="no status in the answer"
+            )

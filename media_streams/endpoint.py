@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from twilio.twiml.voice_response import VoiceResponse
 
 from gateway.commands import CarrierCommand, ClearPlayback, HangUp, PlayAudio, SendMark
 from gateway.events import CallerHungUp, CallStarted, CarrierEvent
 from gateway.runtime import Gateway
 from media_streams import codec
-from media_streams.control import TwilioControl
+from media_streams.control import ControlError, TwilioControl
 from media_streams.security import twilio_signature_ok
 
 log = structlog.get_logger("switchboard.twilio")
@@ -28,6 +29,8 @@ WS_NORMAL = 1000
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
 START_TIMEOUT_S = 10.0
+WARM_RING_S = 20  # how long the human's phone rings on a warm transfer
+WARM_POLL_S = 1.0
 
 
 class TwilioLeg:
@@ -41,6 +44,7 @@ class TwilioLeg:
         self.ws = ws
         self.stream_sid = start.stream_sid
         self.call_sid = start.call_sid
+        self.parameters = dict(start.parameters)
         self.control = control
         self.gateway = gateway
         self._closed = False
@@ -79,6 +83,37 @@ class TwilioLeg:
             await self.ws.send_text(codec.encode(command, self.stream_sid))
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._closed = True
+
+    async def transfer(self, target: str, mode: str, summary: str) -> tuple[bool, str]:
+        """Cold: replace the call's TwiML with `<Dial>`. Warm: call the human first with a spoken
+        summary into a conference, and move the caller there only once the human answered."""
+        if self.control is None:
+            return False, "no Twilio credentials to transfer with"
+        if mode != "warm":
+            response = VoiceResponse()
+            response.dial(target)
+            error = await self.control.redirect(self.call_sid, str(response))
+            return (True, "dialing") if error is None else (False, f"Twilio refused ({error.status})")
+        room = f"sb-{self.call_sid}"
+        to_human = VoiceResponse()
+        to_human.say(summary or "Transferring a caller.")
+        to_human.dial().conference(room, end_conference_on_exit=True)
+        our_number = self.parameters.get("To", "")
+        human = await self.control.create_call(target, our_number, str(to_human), timeout_s=WARM_RING_S)
+        if isinstance(human, ControlError):
+            return False, f"could not call {target} ({human.status})"
+        deadline = asyncio.get_running_loop().time() + WARM_RING_S + 10
+        while asyncio.get_running_loop().time() < deadline:
+            status = await self.control.call_status(human)
+            if status == "in-progress":
+                to_caller = VoiceResponse()
+                to_caller.dial().conference(room, end_conference_on_exit=True)
+                error = await self.control.redirect(self.call_sid, str(to_caller))
+                return (True, "bridged") if error is None else (False, "could not move the caller")
+            if status in ("busy", "no-answer", "failed", "canceled", "completed"):
+                return False, f"the human did not answer ({status})"
+            await asyncio.sleep(WARM_POLL_S)
+        return False, "the human did not answer in time"
 
     async def _hang_up(self, reason: str) -> None:
         """REST `Status=completed`, and close the socket too, so the call ends even when REST fails
@@ -144,6 +179,6 @@ async def media_socket(ws: WebSocket) -> None:
         log.warning("call_rejected_capacity", call_sid=start.call_sid, live=len(gateway.registry.live))
         await ws.close(WS_TRY_AGAIN_LATER)
         return
-    call, backend = gateway.open_call("twilio")
+    call, backend = gateway.open_call("twilio", start.parameters)
     leg = TwilioLeg(ws, start, _control(gateway), gateway)
     await gateway.run_call(call, leg, backend, first_events=[start])

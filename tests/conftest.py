@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+import structlog
 
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
+from gateway.logging import configure_logging
 from gateway.server import serve_in_process
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_rest import FakeTwilioRest
 
 AUTH_TOKEN = "test-auth-token"
 ACCOUNT_SID = "AC" + "0" * 32
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    """Gateway logs go to stderr at warning level in tests, so stdout is what a CLI printed."""
+    configure_logging("warning", "console")
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -39,6 +49,7 @@ def settings_for(realtime_url: str, rest_url: str, **env: str) -> Settings:
         "SWITCHBOARD_TWILIO_API_BASE": rest_url,
         "SWITCHBOARD_GREETING": "",
         "SWITCHBOARD_LOG_LEVEL": "warning",
+        "SWITCHBOARD_STORE_PATH": "",  # tests that need the SQLite store pass a tmp path
     }
     base.update(env)
     return load_settings(env=base)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from gateway.commands import ModelCommand
-from gateway.events import ModelEvent
+if TYPE_CHECKING:
+    # Only for annotations: commands.py itself uses ToolSpec from here.
+    from gateway.commands import ModelCommand
+    from gateway.events import CallerDtmf, ModelEvent
 
 AudioFormat = Literal["audio/pcmu", "audio/pcma", "audio/pcm"]
 
@@ -78,8 +80,9 @@ class BackendLeg(Protocol):
 
     capabilities: Capabilities
 
-    def events(self) -> AsyncIterator[ModelEvent]:
-        """Yield model events until the leg is gone; the last one is `ModelClosed`."""
+    def events(self) -> AsyncIterator[ModelEvent | CallerDtmf]:
+        """Yield model events until the leg is gone; the last one is `ModelClosed`. A backend
+        whose model hears the keypad itself (OpenAI SIP's sideband) may yield `CallerDtmf`."""
         ...
 
     async def send(self, command: ModelCommand) -> None:

@@ -36,8 +36,10 @@ from gateway.commands import (
     SendAudio,
     SendToolOutput,
     TruncateItem,
+    UpdateSession,
 )
 from gateway.events import (
+    CallerDtmf,
     ItemTruncated,
     ModelAudio,
     ModelAudioDone,
@@ -88,7 +90,6 @@ IGNORED_EVENT_TYPES: Final = frozenset(
         "input_audio_buffer.committed",
         "input_audio_buffer.cleared",
         "input_audio_buffer.timeout_triggered",
-        "input_audio_buffer.dtmf_event_received",  # SIP only (protocols.md §2 "Sideband")
         "output_audio_buffer.started",  # WebRTC/SIP only
         "output_audio_buffer.stopped",
         "output_audio_buffer.cleared",
@@ -157,7 +158,9 @@ class Malformed:
     detail: str = ""
 
 
-ParseResult = ModelEvent | Ignored | Malformed
+ParseResult = ModelEvent | CallerDtmf | Ignored | Malformed
+"""`CallerDtmf` comes only from a SIP sideband (`input_audio_buffer.dtmf_event_received`): the
+keypad digit is a carrier fact that OpenAI's SIP leg reports on the model socket (protocols.md §2)."""
 
 # --------------------------------------------------------------------------- encoding
 
@@ -310,6 +313,11 @@ def encode(command: ModelCommand) -> str:
                     "item": {"type": "function_call_output", "call_id": call_id, "output": output},
                 }
             )
+        case UpdateSession(instructions=instructions, tools=tools):
+            # A handoff: `session.update` is partial, so only instructions and tools change;
+            # the voice cannot change once the model has spoken (protocols.md §3).
+            session = {"type": "realtime", "instructions": instructions, "tools": [_tool(t) for t in tools]}
+            return _dumps({"type": "session.update", "session": session})
         case _:
             assert_never(command)
 
@@ -475,6 +483,18 @@ def _response_done(e: Mapping[str, Any]) -> ModelEvent:
     )
 
 
+_DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+
+
+def _dtmf(e: Mapping[str, Any]) -> CallerDtmf:
+    # SIP sideband only (protocols.md §2): `{"event":"5","received_at":<unix>}`. The digit set is
+    # RFC 4733's keypad events; anything else would be a digit the call owner cannot mean.
+    digit = _str(e, "event").upper()
+    if digit not in _DTMF_DIGITS:
+        raise _Invalid("bad_field", f"event: not a keypad digit ({len(digit)} chars)")
+    return CallerDtmf(digit)
+
+
 def _item_truncated(e: Mapping[str, Any]) -> ModelEvent:
     return ItemTruncated(item_id=_str(e, "item_id"), audio_end_ms=_int(e, "audio_end_ms"))
 
@@ -491,7 +511,7 @@ def _error(e: Mapping[str, Any]) -> ModelEvent:
     )
 
 
-_HANDLERS: Final[dict[str, Callable[[Mapping[str, Any]], ModelEvent]]] = {
+_HANDLERS: Final[dict[str, Callable[[Mapping[str, Any]], ModelEvent | CallerDtmf]]] = {
     "session.created": _session_created,
     "session.updated": _session_updated,
     "response.output_audio.delta": _audio_delta,
@@ -506,6 +526,7 @@ _HANDLERS: Final[dict[str, Callable[[Mapping[str, Any]], ModelEvent]]] = {
     "response.created": _response_created,
     "response.done": _response_done,
     "conversation.item.truncated": _item_truncated,
+    "input_audio_buffer.dtmf_event_received": _dtmf,
     "error": _error,
 }
 

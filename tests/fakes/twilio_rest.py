@@ -35,6 +35,10 @@ class FakeTwilioRest:
     def __init__(self, *, status_code: int = 200) -> None:
         self.status_code = status_code
         self.requests: list[RestRequest] = []
+        self.created: list[RestRequest] = []
+        # Status answered for created calls, in order per GET (the last one repeats).
+        self.outbound_statuses: list[str] = ["ringing", "in-progress"]
+        self._polls: dict[str, int] = {}
         self._changed = asyncio.Event()
         self.base_url = ""
 
@@ -54,15 +58,33 @@ class FakeTwilioRest:
         body = {"sid": sid, "status": form.get("Status", "in-progress")}
         return JSONResponse(body, status_code=self.status_code)
 
+    async def _create(self, request: Request) -> JSONResponse:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        sid = f"CA{len(self.created) + 1:032x}"
+        self.created.append(
+            RestRequest(request.path_params["account_sid"], sid, form, "", "", time.monotonic())
+        )
+        self._changed.set()
+        return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+
+    async def _status(self, request: Request) -> JSONResponse:
+        sid = request.path_params["call_sid"].removesuffix(".json")
+        n = self._polls.get(sid, 0)
+        self._polls[sid] = n + 1
+        status = self.outbound_statuses[min(n, len(self.outbound_statuses) - 1)]
+        return JSONResponse({"sid": sid, "status": status})
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[FakeTwilioRest]:
         app = Starlette(
             routes=[
+                Route("/2010-04-01/Accounts/{account_sid}/Calls.json", self._create, methods=["POST"]),
                 Route(
                     "/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}",
                     self._update,
                     methods=["POST"],
-                )
+                ),
+                Route("/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}", self._status, methods=["GET"]),
             ]
         )
         async with serve_in_process(app) as port:

@@ -37,8 +37,8 @@ def await_first(events: list[dict[str, object]], type_: str) -> dict[str, object
     return next(e for e in events if e.get("type") == type_)
 
 
-def test_demo_without_a_key_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_demo(load_settings(env={}), wav=None, seconds=1) == 2
+def test_demo_on_realtime_without_a_key_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo(load_settings(env={"SWITCHBOARD_BACKEND": "realtime"}), wav=None, seconds=1) == 2
     err = capsys.readouterr().err
-    assert "OPENAI_API_KEY is not set" in err
+    assert "needs OPENAI_API_KEY" in err
     assert "export OPENAI_API_KEY" in err

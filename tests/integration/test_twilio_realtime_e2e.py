@@ -202,7 +202,8 @@ async def test_model_disconnect_mid_call_ends_the_call_cleanly(
         await caller.speak(ulaw_noise(200))
         await realtime.wait_for_audio(1600)
         assert len(gw.gateway.registry.live) == 1
-        await realtime.drop(abrupt=True)
+        # The model service goes away for good: the one reconnect attempt fails too.
+        await realtime.close()
         # The Twilio leg never hangs: REST hang-up, and the media socket is closed.
         rest = await twilio_rest.wait_for_request(timeout=3)
         assert rest.form == {"Status": "completed"}
@@ -215,6 +216,34 @@ async def test_model_disconnect_mid_call_ends_the_call_cleanly(
         assert call.state.value == "ended"
         assert call.record.end_reason == "error"
         await wait_until(lambda: len(asyncio.all_tasks()) <= before, 3)
+
+
+async def test_a_dropped_model_socket_is_replaced_and_the_conversation_restored(
+    realtime: FakeRealtimeServer, twilio_rest: FakeTwilioRest
+) -> None:
+    async with live_call(realtime, twilio_rest) as (gw, caller):
+        await realtime.user_transcript("I need help with my order.")
+        rid, _ = await realtime.respond_audio(ulaw_noise(200), transcript="Sure, what is the order number?")
+        await realtime.wait_response(rid)
+        await caller.wait_for_audio(200, played=True)
+        mark = realtime.mark()
+        await realtime.drop(abrupt=True)
+        update = await realtime.wait_for("session.update", since=mark, timeout=3)
+        assert realtime.connections == 2
+        assert update["session"]["instructions"] == realtime.session["instructions"]
+        history = [e["item"] for e in realtime.received[mark:] if e.get("type") == "conversation.item.create"]
+        assert [(h["role"], h["content"][0]["text"]) for h in history] == [
+            ("user", "I need help with my order."),
+            ("assistant", "Sure, what is the order number?"),
+        ]
+        # The call goes on: caller audio reaches the new session, nobody hung up.
+        before = len(realtime.audio_in)
+        await caller.speak(ulaw_noise(200, seed=9))
+        await realtime.wait_for_audio(before + 1600)
+        assert twilio_rest.requests == []
+        call = next(iter(gw.gateway.registry.live.values())).call
+        assert call.state.value == "active"
+        assert any(e["type"] == "model_error" and e["code"] == "reconnected" for e in call.events)
 
 
 async def test_caller_hangup_closes_the_model_session(

@@ -87,8 +87,14 @@ def test_serving_needs_the_token_and_the_key() -> None:
         require_for_serving(load_settings(env={"OPENAI_API_KEY": "sk"}))
     assert info.value.key == "TWILIO_AUTH_TOKEN"
     with pytest.raises(ConfigError) as info:
-        require_for_serving(load_settings(env={"TWILIO_AUTH_TOKEN": "t", "OPENAI_API_KEY": "  "}))
+        require_for_serving(
+            load_settings(
+                env={"TWILIO_AUTH_TOKEN": "t", "OPENAI_API_KEY": "  ", "SWITCHBOARD_BACKEND": "realtime"}
+            )
+        )
     assert info.value.key == "OPENAI_API_KEY"
+    # Without a key the default backend is the offline one, which needs none.
+    require_for_serving(load_settings(env={"TWILIO_AUTH_TOKEN": "t"}))
 
 
 def test_cli_serve_reports_config_errors(
