@@ -44,6 +44,22 @@ OFFLINE_SCRIPT: tuple[tuple[str, str], ...] = (
 )
 
 
+def _demo_settings(settings: Settings, token: str) -> Settings:
+    """The demo's gateway: loopback only, signatures checked with a one-off token the simulated
+    caller signs with, no REST hang-up (the simulated call just closes its socket), and records
+    kept in memory (a demo leaves no database behind)."""
+    return dataclasses.replace(
+        settings,
+        twilio_auth_token=token,
+        twilio_account_sid=None,
+        verify_signatures=True,
+        public_url=None,
+        host="127.0.0.1",
+        log_level="warning",
+        store_path=None,
+    )
+
+
 def wav_to_ulaw(path: str | Path) -> bytes:
     """Read a PCM16 WAV (any rate, mono or stereo) as μ-law 8 kHz."""
     from gateway.audio import Resampler, pcm16_to_ulaw
@@ -86,15 +102,7 @@ async def _print_transcript(gateway: Gateway, caller: SimulatedCaller, started: 
 
 async def _demo(settings: Settings, wav: str | None, seconds: float) -> int:
     token = secrets.token_hex(16)
-    settings = dataclasses.replace(
-        settings,
-        twilio_auth_token=token,
-        twilio_account_sid=None,  # no REST hang-up: the simulated call just closes its socket
-        verify_signatures=True,
-        public_url=None,
-        host="127.0.0.1",
-        log_level="warning",
-    )
+    settings = _demo_settings(settings, token)
     speech = wav_to_ulaw(wav) if wav else b""
     app = create_app(settings)
     async with serve_in_process(app) as port:
@@ -185,15 +193,7 @@ async def _offline_script(gateway: Gateway, caller: SimulatedCaller, deadline: f
 
 async def _offline_demo(settings: Settings, seconds: float) -> int:
     token = secrets.token_hex(16)
-    settings = dataclasses.replace(
-        settings,
-        twilio_auth_token=token,
-        twilio_account_sid=None,
-        verify_signatures=True,
-        public_url=None,
-        host="127.0.0.1",
-        log_level="warning",
-    )
+    settings = _demo_settings(settings, token)
     print(OFFLINE_NOTE, flush=True)
     app = create_app(settings)
     async with serve_in_process(app) as port:
