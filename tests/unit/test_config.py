@@ -93,6 +93,8 @@ def test_serving_needs_the_token_and_the_key() -> None:
             )
         )
     assert info.value.key == "OPENAI_API_KEY"
+    # A SIP-only gateway has no Twilio webhooks to check.
+    require_for_serving(load_settings(env={"SWITCHBOARD_CARRIERS": "sip"}))
     # Without a key the default backend is the offline one, which needs none.
     require_for_serving(load_settings(env={"TWILIO_AUTH_TOKEN": "t"}))
 
