@@ -113,6 +113,7 @@ class CallOptions:
     approval_timeout_s: float = 60.0
     dtmf_inter_digit_s: float = 5.0
     native_dtmf: bool = False  # the carrier sends RFC 4733 itself (SIP); else in-band tones
+    can_send_dtmf: bool = True  # False where no path exists (OpenAI SIP: audio bypasses us)
 
 
 @dataclass
@@ -729,6 +730,9 @@ class Call:
         if not digits or any(d not in DTMF_KEYS for d in digits) or len(digits) > 32:
             return self._finish_tool(event.call_id, json.dumps({"error": "digits must be 0-9, *, #, A-D"}))
         self._log(now, "dtmf_sent", digits=digits)
+        if not self.options.can_send_dtmf:
+            error = "this call's carrier cannot send keypad tones"
+            return self._finish_tool(event.call_id, json.dumps({"error": error}))
         if self.options.native_dtmf:
             return [
                 SendDtmf(digits),

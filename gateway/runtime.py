@@ -177,7 +177,12 @@ class Gateway:
         return Passthrough()
 
     def prepare_call(
-        self, carrier: str, parameters: Mapping[str, str] | None = None, *, native_dtmf: bool = False
+        self,
+        carrier: str,
+        parameters: Mapping[str, str] | None = None,
+        *,
+        native_dtmf: bool = False,
+        can_send_dtmf: bool = True,
     ) -> tuple[Call, SessionConfig]:
         """Route the call to its agent and build its owner; the session it needs comes back too
         (carriers whose model session is opened elsewhere, like OpenAI SIP, use it directly)."""
@@ -185,7 +190,9 @@ class Gateway:
         agent = self.agents.route(params)
         variables = {k.lower(): v for k, v in params.items()}
         session, tools = self.agents.session_config(agent, self.settings.session_config(), variables)
-        options = dataclasses.replace(self.call_options(), native_dtmf=native_dtmf)
+        options = dataclasses.replace(
+            self.call_options(), native_dtmf=native_dtmf, can_send_dtmf=can_send_dtmf
+        )
         call = Call(
             new_call_id(),
             now=self.clock(),

@@ -709,7 +709,9 @@ class OpenAISip:
         try:
             # native_dtmf: `send_dtmf` must not become in-band tones we cannot play; the leg
             # logs that the calls endpoints cannot send digits.
-            call, session = gateway.prepare_call(CARRIER, params, native_dtmf=True)
+            # Audio runs between the trunk and OpenAI: the gateway has no way to send keypad
+            # tones, so send_dtmf says so to the model instead of pretending.
+            call, session = gateway.prepare_call(CARRIER, params, can_send_dtmf=False)
             body = accept_body(session)
         except Exception:
             # A routing or agent bug: answer the caller (503, try elsewhere) instead of letting

@@ -173,6 +173,14 @@ def test_send_dtmf_is_out_of_band_on_native_carriers() -> None:
     assert out[0] == SendDtmf("9")
 
 
+def test_send_dtmf_is_refused_where_the_carrier_has_no_way_to_send_it() -> None:
+    call = make(can_send_dtmf=False)
+    out = tool_call(call, "d1", "send_dtmf", {"digits": "9"}, "r1", 1.0)
+    assert out[0] == SendToolOutput(
+        "d1", json.dumps({"error": "this call's carrier cannot send keypad tones"})
+    )
+
+
 def test_collect_digits_until_terminator_as_one_result() -> None:
     call = make()
     assert tool_call(call, "k1", "collect_digits", {"max_digits": 6, "terminator": "#"}, "r1", 1.0) == []
