@@ -63,6 +63,7 @@ from gateway.events import (
     ModelClosed,
     ModelError,
     ModelReady,
+    RemotePlayback,
     ResponseDone,
     ResponseStarted,
     SayRequested,
@@ -223,6 +224,7 @@ class Call:
         self._awaiting_first_audio = False
         self.cost_usd = 0.0
         self._dtmf_seq = 0
+        self._remote_playing = False
 
     @property
     def call_id(self) -> str:
@@ -311,7 +313,7 @@ class Call:
     def _maybe_finish_hangup(self, now: float) -> list[Command]:
         if not self._hangup_after_playback or self.state is CallState.ENDED:
             return []
-        heard_all = self.ledger.idle and not self._response_active
+        heard_all = self.ledger.idle and not self._response_active and not self._remote_playing
         if heard_all or (self._hangup_deadline is not None and now >= self._hangup_deadline):
             return self._end(now, self._hangup_reason, hang_up=True)
         return []
@@ -415,6 +417,9 @@ class Call:
             case ItemTruncated():
                 self._log(now, "truncated", item_id=event.item_id, audio_end_ms=event.audio_end_ms)
                 return []
+            case RemotePlayback():
+                self._remote_playing = event.playing
+                return self._maybe_finish_hangup(now)
             case TurnLatency():
                 self.record.latency.append({"response_id": event.response_id, **event.stages_ms})
                 self._log(now, "turn_latency", response_id=event.response_id, **event.stages_ms)

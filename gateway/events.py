@@ -185,6 +185,15 @@ class ModelError:
 
 
 @dataclass(frozen=True, slots=True)
+class RemotePlayback:
+    """Where the model plays audio to the caller itself (OpenAI SIP: audio never passes through
+    us), `output_audio_buffer.started` / `.stopped` say whether the caller is hearing the bot."""
+
+    playing: bool
+    response_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelClosed:
     """The model leg is gone (socket closed or could not connect)."""
 
@@ -215,6 +224,7 @@ ModelEvent = (
     | ModelError
     | ModelClosed
     | TurnLatency
+    | RemotePlayback
 )
 
 # --------------------------------------------------------------------------- local

@@ -46,6 +46,7 @@ from gateway.events import (
     ModelError,
     ModelEvent,
     ModelReady,
+    RemotePlayback,
     ResponseDone,
     ResponseStarted,
     SessionUpdated,
@@ -90,8 +91,6 @@ IGNORED_EVENT_TYPES: Final = frozenset(
         "input_audio_buffer.committed",
         "input_audio_buffer.cleared",
         "input_audio_buffer.timeout_triggered",
-        "output_audio_buffer.started",  # WebRTC/SIP only
-        "output_audio_buffer.stopped",
         "output_audio_buffer.cleared",
         "rate_limits.updated",
         "response.output_item.added",
@@ -527,6 +526,10 @@ _HANDLERS: Final[dict[str, Callable[[Mapping[str, Any]], ModelEvent | CallerDtmf
     "response.done": _response_done,
     "conversation.item.truncated": _item_truncated,
     "input_audio_buffer.dtmf_event_received": _dtmf,
+    # WebRTC/SIP only (protocols.md §2): the server plays the audio, so only it knows when the
+    # caller has heard the end of a response (e.g. the goodbye before a hang-up).
+    "output_audio_buffer.started": lambda e: RemotePlayback(True, _str(e, "response_id", "")),
+    "output_audio_buffer.stopped": lambda e: RemotePlayback(False, _str(e, "response_id", "")),
     "error": _error,
 }
 

@@ -363,3 +363,22 @@ async def test_refer_goes_through_the_calls_endpoint(calls: FakeOpenAICalls) -> 
         # The call is gone once referred: the next request meets the documented 404.
         ok, detail = await leg.transfer("sip:desk@example.com", "cold", "")
         assert (ok, detail) == (False, "refer failed (call_id_not_found)")
+
+
+async def test_end_call_waits_until_openai_stopped_playing_the_goodbye(
+    realtime: FakeRealtimeServer, calls: FakeOpenAICalls
+) -> None:
+    """Audio runs over SRTP between the trunk and OpenAI, so only output_audio_buffer.stopped
+    says the caller heard the goodbye; the hang-up waits for it (protocols.md §2)."""
+    async with sip_gateway(sip_settings(realtime, calls, SWITCHBOARD_GREETING="")) as gw:
+        await gw.deliver(incoming("rtc_bye2"), webhook_id="wh_bye2")
+        await gw.wait_call("rtc_bye2", lambda c: c.state.value == "active", "active call")
+        await realtime.send({"type": "output_audio_buffer.started", "response_id": "resp_goodbye"})
+        await realtime.function_call("end_call", {})
+        await realtime.wait_for("conversation.item.create", timeout=3)
+        await asyncio.sleep(0.3)
+        assert calls.of("hangup") == []  # still playing the goodbye
+        await realtime.send({"type": "output_audio_buffer.stopped", "response_id": "resp_goodbye"})
+        await calls.wait_for("hangup", call_id="rtc_bye2")
+        call = await gw.wait_call("rtc_bye2", lambda c: c.record.end_reason is not None, "end")
+        assert call.record.end_reason == "bot_hangup"

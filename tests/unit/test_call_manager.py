@@ -30,6 +30,7 @@ from gateway.events import (
     MarkPlayed,
     ModelAudio,
     ModelReady,
+    RemotePlayback,
     ResponseDone,
     ResponseStarted,
     SayRequested,
@@ -179,6 +180,16 @@ def test_send_dtmf_is_refused_where_the_carrier_has_no_way_to_send_it() -> None:
     assert out[0] == SendToolOutput(
         "d1", json.dumps({"error": "this call's carrier cannot send keypad tones"})
     )
+
+
+def test_end_call_waits_for_remote_playback_to_stop() -> None:
+    """OpenAI SIP plays audio itself; the hang-up waits for output_audio_buffer.stopped."""
+    call = make()
+    call.handle(RemotePlayback(True, "r1"), 1.0)
+    out = tool_call(call, "e1", "end_call", {}, "r1", 1.0)
+    assert isinstance(out[0], SendToolOutput)
+    assert call.handle(Tick(), 2.0) == []
+    assert call.handle(RemotePlayback(False, "r1"), 3.0) == [HangUp("bot_hangup"), EndCall("bot_hangup")]
 
 
 def test_collect_digits_until_terminator_as_one_result() -> None:

@@ -28,6 +28,7 @@ from gateway.events import (
     ModelAudioDone,
     ModelError,
     ModelReady,
+    RemotePlayback,
     ResponseDone,
     ResponseStarted,
     SessionUpdated,
@@ -719,8 +720,13 @@ PARSE_CASES: list[tuple[str, str, object]] = [
     ),
     (
         "output_audio_buffer.started",
-        _ev("output_audio_buffer.started"),
-        Ignored("output_audio_buffer.started"),
+        _ev("output_audio_buffer.started", response_id="resp_1"),
+        RemotePlayback(True, "resp_1"),
+    ),
+    (
+        "output_audio_buffer.stopped",
+        _ev("output_audio_buffer.stopped", response_id="resp_1"),
+        RemotePlayback(False, "resp_1"),
     ),
     (
         "output_audio_buffer.cleared",
