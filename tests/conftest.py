@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +19,13 @@ from tests.fakes.twilio_rest import FakeTwilioRest
 
 AUTH_TOKEN = "test-auth-token"
 ACCOUNT_SID = "AC" + "0" * 32
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Poll state owned by the gateway's tasks that offers no change signal (registries, records)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,7 @@ from gateway.backends.agents_sdk import AgentsSdkBackend, agents_sdk_factory, en
 from gateway.backends.base import BackendLeg, SessionConfig
 from gateway.events import ModelReady, SpeechStarted
 from gateway.server import serve_in_process
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, settings_for
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, settings_for, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_caller import FakeTwilioCaller
 from tests.fakes.twilio_rest import FakeTwilioRest
@@ -40,13 +40,6 @@ BILLING_INSTRUCTIONS = "You are Acme billing. Answer questions about invoices."
 def ulaw_noise(ms: int, seed: int) -> bytes:
     rng = random.Random(seed)
     return bytes(rng.randrange(0, 255) for _ in range(ms * 8))
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    """Poll state owned by another task that offers no change signal (the gateway's registry)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 class Tools:

@@ -9,7 +9,7 @@ import json
 import os
 import random
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gateway.cli import main
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, running_gateway, settings_for
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, running_gateway, settings_for, wait_until
 from tests.fakes import agents as fake_agents
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_caller import FakeTwilioCaller
@@ -30,13 +30,6 @@ API = "test-api-token"
 def noise(ms: int) -> bytes:
     rng = random.Random(ms)
     return bytes(rng.randrange(0, 255) for _ in range(ms * 8))
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    """Poll state owned by another task that offers no change signal."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from gateway.audio import pcm16_to_ulaw
 from gateway.events import TransferRequested
 from sip.leg import ALAW_TO_ULAW
 from sip.outbound import place_call
+from tests.conftest import wait_until
 from tests.fakes.sip_pcap import tone_pcm16
 from tests.fakes.sip_sipp import (
     Sipp,
@@ -32,13 +32,6 @@ from tests.fakes.sip_sipp import (
 
 pytestmark = pytest.mark.skipif(sipp_unavailable() is not None, reason=str(sipp_unavailable()))
 needs_raw = pytest.mark.skipif(raw_socket_unavailable() is not None, reason=str(raw_socket_unavailable()))
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    """Poll state owned by the gateway's tasks (no change signal to wait on)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 def trunk_env(port: int) -> dict[str, str]:
@@ -62,7 +55,7 @@ async def test_inbound_pcmu_audio_and_dtmf_reach_the_agent(tmp_path: Path) -> No
     cwd = workdir(tmp_path)
     async with sip_gateway() as gw, Sipp("uac_pcmu.xml", gw.target, "-s", "bot", "-m", "1", cwd=cwd) as sipp:
         assert await sipp.wait() == 0, sipp.report()
-        await wait_until(lambda: len(gw.gateway.registry.recent) == 1)
+        await wait_until(lambda: len(gw.gateway.registry.recent) == 1, timeout=10)
         call = gw.gateway.registry.recent[0]
         backend = gw.backends.backends[0]
         tone = pcm16_to_ulaw(tone_pcm16(3.0))
@@ -89,7 +82,7 @@ async def test_inbound_pcma_30ms_is_transcoded_for_the_agent(tmp_path: Path) -> 
     cwd = workdir(tmp_path)
     async with sip_gateway() as gw, Sipp("uac_pcma.xml", gw.target, "-s", "bot", "-m", "1", cwd=cwd) as sipp:
         assert await sipp.wait() == 0, sipp.report()
-        await wait_until(lambda: len(gw.gateway.registry.recent) == 1)
+        await wait_until(lambda: len(gw.gateway.registry.recent) == 1, timeout=10)
         from gateway.audio import pcm16_to_alaw
 
         expected = pcm16_to_alaw(tone_pcm16(2.0, 660.0))
@@ -130,7 +123,7 @@ async def test_bot_hangup_sends_bye_after_the_goodbye_played(tmp_path: Path) -> 
         backend.say(pcm16_to_ulaw(tone_pcm16(1.0, 300.0)))
         backend.end_call()
         assert await sipp.wait() == 0, sipp.report()
-        await wait_until(lambda: len(gw.gateway.registry.recent) == 1)
+        await wait_until(lambda: len(gw.gateway.registry.recent) == 1, timeout=10)
         call = gw.gateway.registry.recent[0]
         assert call.record.end_reason == "bot_hangup"
         leg = gw.service.recent_legs[0]
@@ -186,7 +179,7 @@ async def test_inbound_call_over_tcp(tmp_path: Path) -> None:
         async with Sipp("uac_pcmu.xml", gw.target, "-t", "t1", "-s", "bot", "-m", "1", cwd=cwd) as sipp:
             assert await sipp.wait() == 0, sipp.report()
         assert "SIP/2.0/TCP" in sipp.messages()
-        await wait_until(lambda: len(gw.gateway.registry.recent) == 1)
+        await wait_until(lambda: len(gw.gateway.registry.recent) == 1, timeout=10)
         assert gw.gateway.registry.recent[0].record.dtmf == ["1"]
 
 
@@ -227,7 +220,9 @@ async def test_outbound_call_through_a_trunk_that_challenges(
         assert result.status == 200
         assert result.leg is not None
         assert result.call_id is not None
-        await wait_until(lambda: result.leg is not None and result.leg.stats.rtp_in >= 25)  # echo of our RTP
+        await wait_until(
+            lambda: result.leg is not None and result.leg.stats.rtp_in >= 25, timeout=10
+        )  # echo of our RTP
         assert gw.gateway.hang_up(result.call_id)
         async with asyncio.timeout(15):
             await result.leg.wait_closed()
@@ -294,7 +289,7 @@ async def test_refer_transfer_is_accepted(tmp_path: Path) -> None:
         assert result.call_id is not None
         assert result.leg is not None
         live = gw.gateway.registry.live[result.call_id].call
-        await wait_until(lambda: live.state.value == "active")  # model ready: transfers allowed
+        await wait_until(lambda: live.state.value == "active", timeout=10)  # model ready: transfers allowed
         assert gw.gateway.post(result.call_id, TransferRequested("sip:agent@127.0.0.1"))
         async with asyncio.timeout(15):
             await result.leg.wait_closed()

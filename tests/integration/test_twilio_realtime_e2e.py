@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ import structlog
 
 from gateway.logging import configure_logging
 from media_streams.signature import compute_signature
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, running_gateway, settings_for
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, RunningGateway, running_gateway, settings_for, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_caller import FakeTwilioCaller
 from tests.fakes.twilio_rest import FakeTwilioRest
@@ -31,13 +31,6 @@ def ulaw_noise(ms: int, seed: int = 1) -> bytes:
 
 def caller_for(gw_url: str, **kw: object) -> FakeTwilioCaller:
     return FakeTwilioCaller(gw_url, auth_token=AUTH_TOKEN, account_sid=ACCOUNT_SID, **kw)  # type: ignore[arg-type]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    """Poll state owned by another task that offers no change signal (the gateway's registry)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
