@@ -90,7 +90,6 @@ from gateway.tools import (
     ToolRegistry,
 )
 
-END_CALL_TOOL = END_CALL  # kept for callers of the first release
 DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
@@ -217,7 +216,6 @@ class Call:
         self._tool_outputs: dict[str, list[SendToolOutput]] = {}
         self._approvals: dict[str, _Approval] = {}
         self._collect: _Collect | None = None
-        self._transfers: set[str] = set()
         self._last_activity = now
         self._idle_prompted = False
         self._speech_stopped_at: float | None = None
@@ -701,7 +699,6 @@ class Call:
                 call_id, json.dumps({"error": f"cannot transfer while {self.state.value}"})
             )
         self._set_state(now, CallState.TRANSFERRING)
-        self._transfers.add(call_id)
         self._log(now, "transfer", target=target, mode=mode, reason=reason)
         summary = self._summary(reason)
         return [TransferCall(call_id, target, mode, summary)]
@@ -718,7 +715,6 @@ class Call:
         return " ".join(parts)[:600]
 
     def _on_transfer_finished(self, event: TransferFinished, now: float) -> list[Command]:
-        self._transfers.discard(event.call_id)
         self._log(now, "transfer_result", ok=event.ok, detail=event.detail)
         if event.ok:
             # The carrier now bridges the caller elsewhere; our legs end with the stream.

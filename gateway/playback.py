@@ -208,14 +208,3 @@ class PlaybackLedger:
         self._pending_bytes = 0
         self._confirmed_at = now
         return result
-
-    def drop_item(self, item_id: str) -> None:
-        """Forget audio of `item_id` that was not yet sent (its response was cancelled)."""
-        kept: deque[tuple[str, bytearray]] = deque()
-        for pid, buf in self._pending:
-            if pid == item_id:
-                self.dropped_bytes += len(buf)
-                self._pending_bytes -= len(buf)
-            else:
-                kept.append((pid, buf))
-        self._pending = kept

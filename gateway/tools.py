@@ -235,9 +235,6 @@ class ToolRegistry:
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
-    def names(self) -> list[str]:
-        return list(self._tools)
-
     async def run(self, name: str, arguments: str) -> tuple[bool, str]:
         """Run tool `name`; returns (ok, output JSON text for the model)."""
         found = self._tools.get(name)

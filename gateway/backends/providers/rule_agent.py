@@ -22,6 +22,7 @@ from typing import Final
 
 from gateway.backends.base import ToolSpec
 from gateway.backends.providers.base import AgentOutput, HistoryItem, Message, TextDelta, ToolCall, ToolResult
+from gateway.tools import END_CALL, TRANSFER_CALL
 
 __all__ = [
     "PHRASES",
@@ -33,8 +34,8 @@ __all__ = [
     "time_words",
 ]
 
-TRANSFER_TOOL: Final = "transfer_call"
-END_CALL_TOOL: Final = "end_call"
+TRANSFER_TOOL: Final = TRANSFER_CALL
+END_CALL_TOOL: Final = END_CALL
 
 # What callers are expected to say, by intent. The recogniser's grammar is built from these,
 # and the demo's simulated caller speaks some of them.
