@@ -12,9 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -59,25 +57,6 @@ def authorized(request: Request) -> JSONResponse | None:
     return error(401, "unauthorized", "send Authorization: Bearer <token>")
 
 
-def iso(gateway: Gateway, t: float | None) -> str | None:
-    """A runner-clock time as wall-clock ISO 8601 UTC."""
-    if t is None:
-        return None
-    wall = time.time() - (gateway.clock() - t)
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def call_view(gateway: Gateway, call: Call) -> dict[str, Any]:
-    """The api-rules.md record of a live or ended call."""
-    view = call.snapshot(gateway.clock())
-    for key in ("started_at", "answered_at", "ended_at"):
-        view[key] = iso(gateway, view[key])
-    cost = gateway.cost_view(call)
-    if cost is not None:
-        view["cost"] = cost
-    return view
-
-
 def summary(view: dict[str, Any]) -> dict[str, Any]:
     keep = (
         "id",
@@ -99,7 +78,7 @@ def summary(view: dict[str, Any]) -> dict[str, Any]:
 async def find_view(gateway: Gateway, key: str) -> dict[str, Any] | None:
     call = gateway.registry.get(key)
     if call is not None:
-        return call_view(gateway, call)
+        return gateway.call_view(call)
     if gateway.store is not None:
         return await gateway.store.get(key)
     return None
@@ -121,7 +100,7 @@ async def list_calls(request: Request) -> JSONResponse:
         return (state is None or c["state"] == state) and (since is None or (c["started_at"] or "") >= since)
 
     # Live calls lead the first page; later pages come from the store's cursor.
-    live = [] if cursor else [summary(call_view(gateway, e.call)) for e in gateway.registry.live.values()]
+    live = [] if cursor else [summary(gateway.call_view(e.call)) for e in gateway.registry.live.values()]
     live = [c for c in live if wanted(c)]
     next_cursor: str | None = None
     if gateway.store is not None:
@@ -132,7 +111,7 @@ async def list_calls(request: Request) -> JSONResponse:
         except ValueError:
             return error(400, "bad_query", "cursor or since is not valid (since is an ISO 8601 time)")
     else:
-        stored = [c for c in (summary(call_view(gateway, c)) for c in gateway.registry.recent) if wanted(c)]
+        stored = [c for c in (summary(gateway.call_view(c)) for c in gateway.registry.recent) if wanted(c)]
         stored = stored[:limit]
     seen = {c["id"] for c in live}
     calls = live + [c for c in stored if c["id"] not in seen]

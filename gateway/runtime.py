@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,6 @@ from gateway.media_format import MediaAdapter, Passthrough, Pcm24k
 from gateway.recording import StereoRecorder
 from gateway.session import CallRunner
 from gateway.store import CallStore
-from gateway.tools import ToolRegistry
 
 log = structlog.get_logger("switchboard")
 
@@ -97,7 +97,6 @@ class Gateway:
         settings: Settings,
         backend_factory: BackendFactory,
         *,
-        tools: ToolRegistry | None = None,
         agents: AgentSet | None = None,
         store: CallStore | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -105,7 +104,6 @@ class Gateway:
         self.settings = settings
         self.backend_factory = backend_factory
         self.agents = agents or load_agents(settings)
-        self.tools = tools or self.agents.registry(self.agents.agents[self.agents.default])
         self.registry = CallRegistry(max_calls=settings.max_calls)
         self.clock = clock
         self.malformed_messages = 0  # carriers count dropped peer messages here
@@ -135,6 +133,23 @@ class Gateway:
             return None
         self._bill_carrier(call)
         return ledger.as_dict()
+
+    def iso(self, t: float | None) -> str | None:
+        """A time on the runner's clock as wall-clock ISO 8601 UTC."""
+        if t is None:
+            return None
+        wall = time.time() - (self.clock() - t)
+        return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def call_view(self, call: Call) -> dict[str, Any]:
+        """The api-rules.md record of a live or ended call: what the API shows and the store keeps."""
+        view = call.snapshot(self.clock())
+        for key in ("started_at", "answered_at", "ended_at"):
+            view[key] = self.iso(view[key])
+        cost = self.cost_view(call)
+        if cost is not None:
+            view["cost"] = cost
+        return view
 
     def _attach_ledger(self, call: Call) -> None:
         ledger = CostLedger(self.prices)
@@ -250,10 +265,8 @@ class Gateway:
         """Keep the finished call's record (api-rules.md shape) in the store."""
         if self.store is None:
             return
-        from gateway.api import call_view  # the one place that shapes a record
-
         try:
-            await self.store.save(call_view(self, call))
+            await self.store.save(self.call_view(call))
         except Exception:
             # Losing a record must not lose the call's clean end; say so loudly instead.
             log.exception("record_save_failed")
