@@ -21,6 +21,7 @@ import secrets
 import sys
 import time
 import wave
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.app import create_app
@@ -42,6 +43,9 @@ OFFLINE_SCRIPT: tuple[tuple[str, str], ...] = (
     ("say", "transfer me to a person"),
     ("say", "goodbye"),
 )
+
+
+DemoScript = Callable[[Gateway, SimulatedCaller, float], Awaitable[list[float]]]
 
 
 def _demo_settings(settings: Settings, token: str) -> Settings:
@@ -100,11 +104,13 @@ async def _print_transcript(gateway: Gateway, caller: SimulatedCaller, started: 
         await asyncio.sleep(0.1)
 
 
-async def _demo(settings: Settings, wav: str | None, seconds: float) -> int:
+async def _run_call(settings: Settings, script: DemoScript, *, note: str = "") -> int:
+    """Serve the gateway on loopback, call it with the simulated caller, run `script` on the
+    call, then print the outcome (and the per-turn latencies the script measured)."""
     token = secrets.token_hex(16)
-    settings = _demo_settings(settings, token)
-    speech = wav_to_ulaw(wav) if wav else b""
-    app = create_app(settings)
+    app = create_app(_demo_settings(settings, token))
+    if note:
+        print(note, flush=True)
     async with serve_in_process(app) as port:
         gateway: Gateway = app.state.gateway
         url = f"ws://127.0.0.1:{port}/twilio/media"
@@ -114,21 +120,39 @@ async def _demo(settings: Settings, wav: str | None, seconds: float) -> int:
         printer = asyncio.create_task(_print_transcript(gateway, caller, started))
         try:
             await caller.connect()
-            await caller.send_silence(1500)  # let the bot greet first
-            if speech:
-                await caller.speak(speech)
-            deadline = started + seconds
-            while caller.closed_code is None and time.monotonic() < deadline:
-                await caller.send_silence(200)
-            await caller.hang_up()
+            latencies = await script(gateway, caller, started)
+            if caller.closed_code is None:
+                await caller.hang_up()
             await asyncio.sleep(0.3)
         finally:
             printer.cancel()
         record = gateway.registry.recent[0].record if gateway.registry.recent else None
         heard = len(caller.played) / 8000
         outcome = record.end_reason if record else "no call"
+        if latencies:
+            ordered = sorted(latencies)
+            print(
+                f"demo: {len(latencies)} turns, latency median {ordered[len(ordered) // 2]:.0f} ms,"
+                f" worst {ordered[-1]:.0f} ms (caller stops speaking → first bot audio)"
+            )
         print(f"demo: call ended ({outcome}); the caller heard {heard:.1f} s of bot audio.")
         return 0 if record is not None and heard > 0 else 1
+
+
+async def _demo(settings: Settings, wav: str | None, seconds: float) -> int:
+    """The keyed demo: the caller listens to the greeting, says the WAV (if any), then stays
+    on the line until `seconds` have passed or the bot hangs up."""
+    speech = wav_to_ulaw(wav) if wav else b""
+
+    async def script(gateway: Gateway, caller: SimulatedCaller, started: float) -> list[float]:
+        await caller.send_silence(1500)  # let the bot greet first
+        if speech:
+            await caller.speak(speech)
+        while caller.closed_code is None and time.monotonic() < started + seconds:
+            await caller.send_silence(200)
+        return []
+
+    return await _run_call(settings, script)
 
 
 async def _wait_quiet(caller: SimulatedCaller, quiet_ms: int, deadline: float) -> None:
@@ -192,36 +216,10 @@ async def _offline_script(gateway: Gateway, caller: SimulatedCaller, deadline: f
 
 
 async def _offline_demo(settings: Settings, seconds: float) -> int:
-    token = secrets.token_hex(16)
-    settings = _demo_settings(settings, token)
-    print(OFFLINE_NOTE, flush=True)
-    app = create_app(settings)
-    async with serve_in_process(app) as port:
-        gateway: Gateway = app.state.gateway
-        url = f"ws://127.0.0.1:{port}/twilio/media"
-        caller = SimulatedCaller(url, auth_token=token, params={"From": "+15550100", "To": "+15550199"})
-        started = time.monotonic()
-        print(f"demo: gateway on 127.0.0.1:{port}; calling it as a simulated Twilio caller…", flush=True)
-        printer = asyncio.create_task(_print_transcript(gateway, caller, started))
-        try:
-            await caller.connect()
-            latencies = await _offline_script(gateway, caller, started + max(seconds, 90.0))
-            if caller.closed_code is None:
-                await caller.hang_up()
-            await asyncio.sleep(0.3)
-        finally:
-            printer.cancel()
-        record = gateway.registry.recent[0].record if gateway.registry.recent else None
-        heard = len(caller.played) / 8000
-        outcome = record.end_reason if record else "no call"
-        if latencies:
-            ordered = sorted(latencies)
-            print(
-                f"demo: {len(latencies)} turns, latency median {ordered[len(ordered) // 2]:.0f} ms,"
-                f" worst {ordered[-1]:.0f} ms (caller stops speaking → first bot audio)"
-            )
-        print(f"demo: call ended ({outcome}); the caller heard {heard:.1f} s of bot audio.")
-        return 0 if record is not None and heard > 0 else 1
+    async def script(gateway: Gateway, caller: SimulatedCaller, started: float) -> list[float]:
+        return await _offline_script(gateway, caller, started + max(seconds, 90.0))
+
+    return await _run_call(settings, script, note=OFFLINE_NOTE)
 
 
 def run_demo(settings: Settings, wav: str | None, seconds: float) -> int:
