@@ -350,14 +350,9 @@ class SipService:
 
     # ------------------------------------------------------------------ Signalling (for legs)
 
-    async def _request(self, session: Session, method: str, **kw: Any) -> RequestDone | None:
-        if self.core is None or self.endpoint is None:
-            return None
-        try:
-            handle = self.core.request(session, method, self.endpoint.now(), **kw)
-        except Exception:
-            log.warning("sip_request_refused", method=method, state=session.state.value)
-            return None
+    async def _sent(self, handle: int) -> RequestDone:
+        """Send what the core queued for request `handle` and wait for its outcome."""
+        assert self.endpoint is not None
         waiter: asyncio.Future[RequestDone] = asyncio.get_running_loop().create_future()
         self._waiters[handle] = waiter
         self.endpoint.flush()
@@ -366,19 +361,24 @@ class SipService:
         finally:
             self._waiters.pop(handle, None)
 
+    async def _request(self, session: Session, method: str, **kw: Any) -> RequestDone | None:
+        if self.core is None or self.endpoint is None:
+            return None
+        try:
+            handle = self.core.request(session, method, self.endpoint.now(), **kw)
+        except Exception:
+            log.warning("sip_request_refused", method=method, state=session.state.value)
+            return None
+        return await self._sent(handle)
+
     async def hang_up(self, session: Session) -> int | None:
         if self.core is None or self.endpoint is None:
             return None
         handle = self.core.hang_up(session, self.endpoint.now())
-        self.endpoint.flush()
         if handle is None:
+            self.endpoint.flush()
             return None
-        waiter: asyncio.Future[RequestDone] = asyncio.get_running_loop().create_future()
-        self._waiters[handle] = waiter
-        try:
-            return (await waiter).status
-        finally:
-            self._waiters.pop(handle, None)
+        return (await self._sent(handle)).status
 
     def hang_up_nowait(self, session: Session) -> None:
         if self.core is None or self.endpoint is None:
@@ -544,13 +544,7 @@ class SipService:
             now=self.endpoint.now(),
             credentials=self.config.trunk_credentials,
         )
-        waiter: asyncio.Future[RequestDone] = asyncio.get_running_loop().create_future()
-        self._waiters[handle] = waiter
-        self.endpoint.flush()
-        try:
-            return await waiter
-        finally:
-            self._waiters.pop(handle, None)
+        return await self._sent(handle)
 
     @staticmethod
     async def _resolve(host: str, port: int) -> str:
