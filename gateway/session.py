@@ -84,7 +84,7 @@ class CallRunner:
         self.tick_s = tick_s
         self._inbox: asyncio.Queue[Event] = asyncio.Queue(self.INBOX_SIZE)
         self._tg: asyncio.TaskGroup | None = None
-        self._extra: list[asyncio.Task[None]] = []
+        self._extra: set[asyncio.Task[None]] = set()  # running tools/transfers; finished ones leave
 
     def post(self, event: Event) -> None:
         """Deliver an event from outside the call (REST hang-up, shutdown). Never blocks."""
@@ -107,7 +107,7 @@ class CallRunner:
                 try:
                     await self._loop()
                 finally:
-                    for task in readers + self._extra:
+                    for task in [*readers, *self._extra]:
                         task.cancel()
         finally:
             self._tg = None
@@ -177,7 +177,9 @@ class CallRunner:
         elif isinstance(command, RunTool | TransferCall | RequestApproval):
             # Slow work runs beside the audio; its result comes back as an event.
             assert self._tg is not None
-            self._extra.append(self._tg.create_task(self._background(command)))
+            task = self._tg.create_task(self._background(command))
+            self._extra.add(task)
+            task.add_done_callback(self._extra.discard)
 
     async def _background(self, command: RunTool | TransferCall | RequestApproval) -> None:
         if isinstance(command, RunTool):
